@@ -58,9 +58,13 @@ def live_server_url(transactional_db: Any) -> Iterator[str]:
     server.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def celery_worker_running(django_db_setup: Any) -> Iterator[None]:
-    """One Celery worker (threads) for the session: a second in-process worker would not consume."""
+    """A Celery worker (threads) in this process, for the one test that asks for it.
+
+    Never longer: other tests use the suite's Redis database too (one empties it, others run the
+    Procfile's workers on it), and a worker left running beside them takes their messages, or hangs
+    in its shutdown on a task of theirs."""
     from celery.contrib.testing.worker import start_worker
 
     import chat.tasks  # noqa: F401  (registers the tasks with the app before the worker starts)

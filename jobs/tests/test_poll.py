@@ -117,6 +117,27 @@ def test_jobs_leaving_the_plan_are_marked_and_reported(mock_hwa, django_capture_
     assert _diffs(status_listener.receive_all())[0]["removed"] == [gone.id]
 
 
+def test_a_first_load_that_fails_part_way_leaves_no_half_snapshot(mock_hwa, django_capture_on_commit_callbacks, status_listener):
+    client = HwaClient(base_url=mock_hwa.url, api_key=MOCK_API_KEY, retries=0, timeout=2, page_size=10)
+    broken = mock_hwa.sim.jobs[-1]  # on the last page: the pages before it are already being written
+    name, broken.name = broken.name, None
+    broken.version += 1
+    with django_capture_on_commit_callbacks(execute=True):
+        result = plan_poll(client=client)
+    assert not result.ok and result.stale
+    assert not JobInstance.objects.exists() and selectors.plan_freshness().stale
+    assert [e["type"] for e in status_listener.receive_all()] == ["jobs.hwa_status"]
+
+    broken.name = name
+    broken.version += 1
+    with django_capture_on_commit_callbacks(execute=True):
+        result = plan_poll(client=client)
+    assert result.ok and result.created == 40 and JobInstance.objects.count() == 40
+    assert StatusChange.objects.count() == 0 and not selectors.plan_freshness().stale
+    diff = _diffs(status_listener.receive_all())
+    assert len(diff) == 1 and diff[0]["changes"] == [] and diff[0]["counts"] == selectors.status_counts()
+
+
 def test_live_dependencies_and_job_log_selectors(hwa_settings, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         plan_poll()

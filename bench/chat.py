@@ -97,8 +97,14 @@ async def chat_client(url: str, origin: str, cookie: str, turns: int, results: d
                 sent = time.perf_counter()
                 await ws.send(json.dumps({"type": "message", "text": QUESTIONS[n % len(QUESTIONS)]}))
                 first = None
+                got: list[str] = []
                 while True:
-                    event = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                    try:
+                        event = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                    except TimeoutError:
+                        results["stalls"].append(got)  # what a turn that never ended had received
+                        raise
+                    got.append(f"{event['type']}:{event.get('turn_id')}:{event.get('seq')}")
                     now = time.perf_counter()
                     if event["type"] == "ack":
                         results["ack"].append((now - sent) * 1000)
@@ -134,7 +140,8 @@ async def echo_client(url: str, origin: str, cookie: str, rounds: int, results: 
 
 def run_wave(port: int, cookies: list[str], turns: int, delay: float) -> dict:
     """Chat clients and, at the same time and the same count, echo clients: both under one load."""
-    results: dict = {"ack": [], "ttft": [], "full": [], "server": [], "server_ttft": [], "errors": [], "echo": [], "echo_errors": []}
+    results: dict = {"ack": [], "ttft": [], "full": [], "server": [], "server_ttft": [], "errors": [], "echo": [], "echo_errors": [],
+                     "stalls": []}
     origin = f"http://127.0.0.1:{port}"
 
     async def main() -> None:
@@ -251,7 +258,7 @@ def main() -> None:
                 cwd=ROOT, env=worker_env, stdout=subprocess.DEVNULL, stderr=log_to(f"worker-{mode}"))
             warm = run_wave(port, cookies[:4], 1, args.delay if mode == "llm" else 0.0)  # imports, connections
             if warm["errors"]:
-                print(f"  warm-up errors: {warm['errors'][:5]}")
+                print(f"  warm-up errors: {warm['errors'][:5]}; a stalled turn had received {warm['stalls'][:1]}")
             delay = args.delay if mode == "llm" else 0.0
             small = run_wave(port, cookies[: args.ttft_clients], args.turns, delay)
             big = run_wave(port, cookies[: args.clients], args.turns, delay)
@@ -273,6 +280,8 @@ def main() -> None:
                 if wave["ack"] and echo_times:
                     print(f"   ack p95 / echo p95      {percentile(wave['ack'], 95) / max(percentile(echo_times, 95), 0.001):.2f}x")
                 print(f"   errors                  {len(wave['errors'])} {sorted(set(map(str, wave['errors'])))[:5]}  echo errors {len(errs)}")
+                for stall in wave["stalls"][:2]:
+                    print(f"   a turn that never ended had received: {stall}")
             worker.terminate()
             worker.wait(timeout=30)
             worker = None

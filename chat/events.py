@@ -57,6 +57,37 @@ def _loop() -> asyncio.AbstractEventLoop:
         return _own_loop
 
 
+# At most this many queued sends are taken at once (and merged, see `coalesce`).
+SEND_BATCH = 256
+
+
+def coalesce(batch: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The queued sends of a moment, per group in their order, live token deltas merged.
+
+    A token delta that continues the text of the group's previous message (same turn, its offset
+    where that text ends) is appended to it: under load, when sends queue up while one is in flight,
+    a turn goes out as a few frames of several tokens instead of one per token; when nothing waits,
+    every delta still goes out on its own, at once. Order within a group is kept; across groups
+    there is none to keep.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for group, message in batch:
+        sends = groups.setdefault(group, [])
+        event = message.get("event") or {}
+        last = sends[-1].get("event") if sends else None
+        if (
+            last is not None
+            and event.get("type") == "token" == last.get("type")
+            and "seq" not in event and "seq" not in last
+            and event.get("turn_id") == last.get("turn_id")
+            and event.get("offset") == last.get("offset", 0) + len(last.get("text", ""))
+        ):
+            sends[-1] = {**sends[-1], "event": {**last, "text": last["text"] + event["text"]}}
+        else:
+            sends.append(message)
+    return groups
+
+
 async def _drain(queue: asyncio.Queue[tuple[str, dict[str, Any]]], own_layer: bool) -> None:
     if own_layer:
         # This process's shared layer object may already be bound to another (maybe closed) loop;
@@ -67,12 +98,17 @@ async def _drain(queue: asyncio.Queue[tuple[str, dict[str, Any]]], own_layer: bo
         layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
     else:
         layer = get_channel_layer()
+
     while True:
-        group, message = await queue.get()
-        try:
-            await layer.group_send(group, message)
-        except Exception:  # a lost live event is recovered by the client's replay from the database
-            logger.exception("group send to %s failed", group)
+        batch = [await queue.get()]
+        while len(batch) < SEND_BATCH and not queue.empty():
+            batch.append(queue.get_nowait())
+        for group, messages in coalesce(batch).items():
+            for message in messages:
+                try:
+                    await layer.group_send(group, message)
+                except Exception:  # a lost live event is recovered by the client's replay from the database
+                    logger.exception("group send to %s failed", group)
 
 
 def _enqueue(loop: asyncio.AbstractEventLoop, group: str, message: dict[str, Any]) -> None:

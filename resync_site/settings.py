@@ -150,7 +150,7 @@ REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "resync_site.lib.channel_layer.RedisChannelLayer",  # one receiver per process (see there)
             # redis-py 8 reads with a 5 s socket timeout by default, the same as channels_redis's
             # blocking BZPOPMIN: an idle consumer then dies with "Timeout reading". Give reads slack.
             # retry_on_error: after a Redis restart the pool's old connections are dead; without it the

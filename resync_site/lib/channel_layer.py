@@ -1,0 +1,107 @@
+"""The Redis channel layer, with one receiver per process that no closing socket can cancel.
+
+All the websockets of a web process receive through one Redis sorted set ("specific.<process>!").
+Upstream channels_redis (4.3) lets whichever consumer waits first run the blocking pop (BZPOPMIN)
+for all of them. When that consumer's socket closes, its receive is cancelled, but redis-py shields
+the command, so the pop still completes in Redis and the message it takes, meant for another
+socket, is dropped: a streamed answer stopped halfway and its `done` never came
+(channels_redis issue #366; resync_site/tests/test_channel_layer.py reproduces it).
+
+Here the pops are made by one task per process that belongs to the layer, not to a consumer. It
+hands each message to its channel's buffer; a consumer only waits on its own buffer, and cancelling
+that wait takes nothing from anyone. When the pop fails (Redis went away) every waiting receive
+fails with it, as upstream: the consumers close their sockets and the browsers reconnect and join
+their groups again. The receiver stops when no socket of the process waits any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any
+
+from channels_redis.core import RedisChannelLayer as UpstreamRedisChannelLayer
+
+logger = logging.getLogger(__name__)
+
+# Channels whose consumer has gone: a late message for one is dropped, not kept in a new buffer.
+CLOSED_CHANNELS_REMEMBERED = 10_000
+
+
+class _Failed:
+    """Put in each waiting buffer when the receiver's pop failed: that receive raises `error`."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class RedisChannelLayer(UpstreamRedisChannelLayer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._receiver: asyncio.Task[None] | None = None
+        self._live: set[str] = set()  # channels whose consumer has received and not yet gone
+        self._closed: collections.deque[str] = collections.deque(maxlen=CLOSED_CHANNELS_REMEMBERED)
+        self._closed_set: set[str] = set()
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if "!" not in channel:  # a named channel (a worker's): upstream's direct pop, nothing shared
+            return await super().receive(channel)
+        assert self.require_valid_channel_name(channel)
+        real_channel = self.non_local_name(channel)
+        assert real_channel.endswith(self.client_prefix + "!"), "Wrong client prefix"
+        loop = asyncio.get_running_loop()
+        if self._receiver is not None and self._receiver.get_loop().is_closed():
+            self._receiver, self._live = None, set()  # a previous loop's (tests run one loop each)
+        if self._receiver is not None and not self._receiver.done() and self._receiver.get_loop() is not loop:
+            raise RuntimeError("Two event loops are trying to receive() on one channel layer at once!")
+        self._live.add(channel)
+        self._closed_set.discard(channel)
+        if self._receiver is None or self._receiver.done():
+            self._receiver = loop.create_task(self._receive_forever(real_channel), name="channel-layer-receiver")
+        try:
+            item = await self.receive_buffer[channel].get()
+        except asyncio.CancelledError:
+            # The consumer is closing: what is left for it has nobody to go to. When it was the
+            # process's last, the receiver stops (a pop lost then was for nobody).
+            self._forget(channel)
+            if not self._live and self._receiver is not None:
+                self._receiver.cancel()
+                self._receiver = None
+            raise
+        if self.receive_buffer[channel].empty():
+            del self.receive_buffer[channel]
+        if isinstance(item, _Failed):
+            self._forget(channel)
+            raise item.error
+        return item
+
+    def _forget(self, channel: str) -> None:
+        self._live.discard(channel)
+        self.receive_buffer.pop(channel, None)
+        if channel not in self._closed_set:
+            if len(self._closed) == self._closed.maxlen:
+                self._closed_set.discard(self._closed[0])
+            self._closed.append(channel)
+            self._closed_set.add(channel)
+
+    async def _receive_forever(self, real_channel: str) -> None:
+        while True:
+            try:
+                channels, message = await self.receive_single(real_channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("channel layer receive failed (%s): waiting sockets are closed to reconnect", exc)
+                for buffer in list(self.receive_buffer.values()):
+                    buffer.put_nowait(_Failed(exc))
+                return
+            for channel in channels if isinstance(channels, list) else [channels]:
+                if channel not in self._closed_set:
+                    self.receive_buffer[channel].put_nowait(message)
+
+    async def flush(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            self._receiver = None
+        await super().flush()

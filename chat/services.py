@@ -240,6 +240,26 @@ def _turn_execute(*, turn_id: uuid.UUID | str) -> None:
         emitter.emit("error", code="internal", message="Something went wrong while answering; it has been logged.")
     if stop():
         status = TurnStatus.STOPPED
+    try:
+        answer = _turn_record(turn, emitter, ctx=ctx, agent=agent, pinned=pinned, status=status, model=model,
+                              language=language, fallback_reason=fallback_reason, tokens=tokens)
+    except Exception:
+        # The answer was streamed but cannot be stored (the database failing): the person is told at
+        # once, instead of a turn that never ends on their screen.
+        logger.exception("recording chat turn %s failed", turn.id)
+        _turn_unrecorded(turn)
+        return
+    latency_ms = int((time.monotonic() - started) * 1000)
+    first_token_ms = int((emitter.first_token_at - started) * 1000) if emitter.first_token_at else None
+    emitter.emit("done", latency_ms=latency_ms, first_token_ms=first_token_ms, model=model, sources=ctx.sources_used,
+                 message_id=answer.pk, status=str(status), fallback_reason=fallback_reason, language=language,
+                 agent=agent.slug, agent_pinned=pinned, prompt_version=agent.version_label,
+                 verified=verified is not None)
+
+
+def _turn_record(turn: Turn, emitter: TurnEmitter, *, ctx: Any, agent: Any, pinned: bool, status: str, model: str,
+                 language: str, fallback_reason: str, tokens: int) -> Message:
+    """The answer, the turn's outcome and its AI_ANSWER audit event, together or not at all."""
     emitter.flush()
     with transaction.atomic():
         answer = Message.objects.create(conversation_id=turn.conversation_id, turn=turn, role=MessageRole.ASSISTANT,
@@ -258,12 +278,17 @@ def _turn_execute(*, turn_id: uuid.UUID | str) -> None:
                 "fallback_reason": fallback_reason, "status": str(status), "proposals": ctx.proposals,
             },
         )
-    latency_ms = int((time.monotonic() - started) * 1000)
-    first_token_ms = int((emitter.first_token_at - started) * 1000) if emitter.first_token_at else None
-    emitter.emit("done", latency_ms=latency_ms, first_token_ms=first_token_ms, model=model, sources=ctx.sources_used,
-                 message_id=answer.pk, status=str(status), fallback_reason=fallback_reason, language=language,
-                 agent=agent.slug, agent_pinned=pinned, prompt_version=agent.version_label,
-                 verified=verified is not None)
+    return answer
+
+
+def _turn_unrecorded(turn: Turn) -> None:
+    """A live-only error frame (storing it may fail too), then the turn marked failed if the database allows."""
+    event_publish(conversation_id=turn.conversation_id, turn_id=turn.id, type="error", persist=False,
+                  payload={"code": "internal", "message": "The answer could not be saved; it has been logged. Please ask again."})
+    try:
+        Turn.objects.filter(pk=turn.id, status=TurnStatus.RUNNING).update(status=TurnStatus.FAILED, finished_at=timezone.now())
+    except Exception:  # the stale-turn rule in turn_start frees the conversation later
+        logger.exception("marking chat turn %s failed", turn.id)
 
 
 @transaction.atomic

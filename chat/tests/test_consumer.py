@@ -145,6 +145,29 @@ async def test_one_turn_at_a_time_and_stop_ends_it(hwa, kb, operator_session: st
     await ws.disconnect()
 
 
+async def test_an_answer_that_cannot_be_saved_ends_with_an_error_not_a_spinner(hwa, kb, operator_session: str,
+                                                                               monkeypatch: Any) -> None:
+    from chat import services
+    from chat.models import Turn, TurnStatus
+
+    def database_gone(**_: Any) -> None:
+        raise RuntimeError("connection to the database was lost")
+
+    monkeypatch.setattr(services, "audit_record", database_gone)
+    ws = _socket(operator_session)
+    await ws.connect()
+    await ws.send_json_to({"type": "message", "text": "o que abendou esta noite?"})
+    events = await _until(ws, "error")
+    turn_id = events[0]["turn_id"]
+    assert events[-1]["turn_id"] == turn_id and events[-1]["code"] == "internal"
+    assert "done" not in [e["type"] for e in events]
+    turn = await database_sync_to_async(Turn.objects.get)(pk=turn_id)
+    assert turn.status == TurnStatus.FAILED and turn.finished_at is not None
+    # Nothing half-written: no stored answer for a turn whose audit event could not be written.
+    assert not await database_sync_to_async(turn.messages.filter(role="assistant").exists)()
+    await ws.disconnect()
+
+
 async def test_a_reconnecting_client_replays_what_it_missed(hwa, kb, operator_session: str) -> None:
     ws = _socket(operator_session)
     await ws.connect()

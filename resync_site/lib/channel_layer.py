@@ -9,9 +9,9 @@ socket, is dropped: a streamed answer stopped halfway and its `done` never came
 
 Here the pops are made by one task per process that belongs to the layer, not to a consumer. It
 hands each message to its channel's buffer; a consumer only waits on its own buffer, and cancelling
-that wait takes nothing from anyone. When the pop fails (Redis went away) every waiting receive
-fails with it, as upstream: the consumers close their sockets and the browsers reconnect and join
-their groups again. The receiver stops when no socket of the process waits any more.
+that wait takes nothing from anyone. When the pop fails (Redis went away) every receive fails with
+it, as upstream: the consumers close their sockets and the browsers reconnect and join their groups
+again. The receiver lives as long as the event loop (daphne has one per process) or until flush().
 """
 
 from __future__ import annotations
@@ -19,18 +19,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer as UpstreamRedisChannelLayer
 
 logger = logging.getLogger(__name__)
 
-# Channels whose consumer has gone: a late message for one is dropped, not kept in a new buffer.
+# A channel whose receive was cancelled and not renewed for this long is gone (its socket closed):
+# its buffer is dropped and late messages for it are not kept. A receive cancelled by a timeout and
+# called again (tests, wait_for) keeps everything. Channel names are never reused.
+GONE_AFTER_SECONDS = 60.0
 CLOSED_CHANNELS_REMEMBERED = 10_000
 
 
 class _Failed:
-    """Put in each waiting buffer when the receiver's pop failed: that receive raises `error`."""
+    """Put in each buffer when the receiver's pop failed: that channel's receive raises `error`."""
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -40,7 +44,8 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._receiver: asyncio.Task[None] | None = None
-        self._live: set[str] = set()  # channels whose consumer has received and not yet gone
+        self._idle_since: dict[str, float] = {}  # channels whose receive was cancelled, and when
+        self._swept_at = 0.0
         self._closed: collections.deque[str] = collections.deque(maxlen=CLOSED_CHANNELS_REMEMBERED)
         self._closed_set: set[str] = set()
 
@@ -51,39 +56,42 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
         real_channel = self.non_local_name(channel)
         assert real_channel.endswith(self.client_prefix + "!"), "Wrong client prefix"
         loop = asyncio.get_running_loop()
-        if self._receiver is not None and self._receiver.get_loop().is_closed():
-            self._receiver, self._live = None, set()  # a previous loop's (tests run one loop each)
-        if self._receiver is not None and not self._receiver.done() and self._receiver.get_loop() is not loop:
-            raise RuntimeError("Two event loops are trying to receive() on one channel layer at once!")
-        self._live.add(channel)
-        self._closed_set.discard(channel)
-        if self._receiver is None or self._receiver.done():
+        if self._receiver is not None and (self._receiver.done() or self._receiver.get_loop().is_closed()):
+            self._receiver = None  # failed, or a previous event loop's (tests run one loop each)
+        if self._receiver is not None and self._receiver.get_loop() is not loop:
+            if self._receiver.get_loop().is_running():
+                raise RuntimeError("Two event loops are trying to receive() on one channel layer at once!")
+            self._receiver.cancel()  # an idle loop's (a test's helper loop): this loop receives now
+            self._receiver = None
+        if self._receiver is None:
             self._receiver = loop.create_task(self._receive_forever(real_channel), name="channel-layer-receiver")
+        self._idle_since.pop(channel, None)
+        self._closed_set.discard(channel)
         try:
             item = await self.receive_buffer[channel].get()
         except asyncio.CancelledError:
-            # The consumer is closing: what is left for it has nobody to go to. When it was the
-            # process's last, the receiver stops (a pop lost then was for nobody).
-            self._forget(channel)
-            if not self._live and self._receiver is not None:
-                self._receiver.cancel()
-                self._receiver = None
+            # The consumer stopped waiting: its socket closed, or a timeout. Nothing is lost either
+            # way (the receiver keeps popping for the process); the channel counts as gone only if
+            # it does not receive again within GONE_AFTER_SECONDS.
+            self._idle_since[channel] = time.monotonic()
+            if channel in self.receive_buffer and self.receive_buffer[channel].empty():
+                del self.receive_buffer[channel]
             raise
         if self.receive_buffer[channel].empty():
             del self.receive_buffer[channel]
         if isinstance(item, _Failed):
-            self._forget(channel)
             raise item.error
         return item
 
-    def _forget(self, channel: str) -> None:
-        self._live.discard(channel)
-        self.receive_buffer.pop(channel, None)
-        if channel not in self._closed_set:
-            if len(self._closed) == self._closed.maxlen:
-                self._closed_set.discard(self._closed[0])
-            self._closed.append(channel)
-            self._closed_set.add(channel)
+    def _sweep_gone(self, now: float) -> None:
+        for channel, since in list(self._idle_since.items()):
+            if now - since >= GONE_AFTER_SECONDS:
+                del self._idle_since[channel]
+                self.receive_buffer.pop(channel, None)
+                if len(self._closed) == self._closed.maxlen:
+                    self._closed_set.discard(self._closed[0])
+                self._closed.append(channel)
+                self._closed_set.add(channel)
 
     async def _receive_forever(self, real_channel: str) -> None:
         while True:
@@ -92,10 +100,16 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # As upstream: every receive of the process fails, so the consumers close their
+                # sockets and the browsers reconnect (and join their groups again).
                 logger.warning("channel layer receive failed (%s): waiting sockets are closed to reconnect", exc)
                 for buffer in list(self.receive_buffer.values()):
                     buffer.put_nowait(_Failed(exc))
                 return
+            now = time.monotonic()
+            if now - self._swept_at >= GONE_AFTER_SECONDS / 4:
+                self._swept_at = now
+                self._sweep_gone(now)
             for channel in channels if isinstance(channels, list) else [channels]:
                 if channel not in self._closed_set:
                     self.receive_buffer[channel].put_nowait(message)

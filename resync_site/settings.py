@@ -157,7 +157,9 @@ if REDIS_URL:
             # first command on each fails (a websocket connect answered 500, tests/faults/test_redis_restart.py).
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "retry_on_error": [RedisConnectionError]}],
                        "prefix": env_str("CHANNEL_LAYER_PREFIX", "resync"),
-                       "capacity": 1500},
+                       # Per web process (all its sockets share one Redis key): a process that falls
+                       # behind gets frames late rather than losing them (bench/chat.py, 200 sessions).
+                       "capacity": env_int("CHANNEL_LAYER_CAPACITY", 20000, minimum=100)},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

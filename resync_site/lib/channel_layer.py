@@ -33,6 +33,26 @@ GONE_AFTER_SECONDS = 60.0
 CLOSED_CHANNELS_REMEMBERED = 10_000
 
 
+# Upstream's group send in one script: each channel's expired messages are dropped (upstream does
+# that in a separate pipeline first), then the message is added where there is room.
+GROUP_SEND_LUA = """
+local over_capacity = 0
+local current_time = ARGV[#ARGV - 1]
+local expiry = ARGV[#ARGV]
+local oldest = math.floor(tonumber(current_time)) - tonumber(expiry)
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, oldest)
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+        redis.call('ZADD', KEYS[i], current_time, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+
 class _Failed:
     """Put in each buffer when the receiver's pop failed: that channel's receive raises `error`."""
 
@@ -113,6 +133,26 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
             for channel in channels if isinstance(channels, list) else [channels]:
                 if channel not in self._closed_set:
                     self.receive_buffer[channel].put_nowait(message)
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Upstream's group send in two round trips instead of four (every chat frame is one)."""
+        assert self.require_valid_group_name(group), "Group name not valid"
+        key = self._group_key(group)
+        connection = self.connection(self.consistent_hash(group))
+        now = time.time()
+        async with connection.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, min=0, max=int(now) - self.group_expiry)
+            pipe.zrange(key, 0, -1)
+            _, members = await pipe.execute()
+        channel_names = [member.decode("utf8") for member in members]
+        if not channel_names:
+            return
+        channel_keys, messages, capacities = self._map_channel_keys_to_connection(channel_names, message)
+        for index, keys in channel_keys.items():
+            args = [messages[k] for k in keys] + [capacities[k] for k in keys] + [now, self.expiry]
+            over = await self.connection(index).eval(GROUP_SEND_LUA, len(keys), *keys, *args)
+            if over:
+                logger.warning("%s of %s channels over capacity in group %s: live frames dropped", over, len(channel_names), group)
 
     async def flush(self) -> None:
         if self._receiver is not None:

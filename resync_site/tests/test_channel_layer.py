@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -44,5 +45,19 @@ async def test_messages_for_a_socket_arrive_in_order_while_others_come_and_go() 
             visit.cancel()
         await asyncio.wait_for(reader, 15)
         assert received == list(range(60))
+    finally:
+        await layer.flush()
+
+
+async def test_a_socket_that_falls_behind_loses_live_frames_loudly_not_silently(caplog: Any) -> None:
+    config = settings.CHANNEL_LAYERS["default"]
+    layer = import_string(config["BACKEND"])(**{**config["CONFIG"], "prefix": f"t{uuid.uuid4().hex[:8]}", "capacity": 2})
+    try:
+        slow = await layer.new_channel()
+        await layer.group_add("chat.c.slow", slow)
+        for n in range(3):
+            await layer.group_send("chat.c.slow", {"type": "x", "n": n})
+        assert [(await layer.receive(slow))["n"] for _ in range(2)] == [0, 1]
+        assert "over capacity in group chat.c.slow" in caplog.text
     finally:
         await layer.flush()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Model
 from django.utils import timezone
 from pydantic_core import to_json
 
@@ -247,7 +247,8 @@ def _upsert_jobs(rows: list[tuple[object, ...]]) -> dict[str, int]:
                    f"status_changed_at = COALESCE(EXCLUDED.status_changed_at, {table}.status_changed_at) RETURNING hwa_id, id")
     if connection.vendor == "postgresql":
         return _upsert_jobs_copy(rows, table, cols, on_conflict)
-    return _upsert_jobs_values(rows, table, cols, on_conflict)
+    # SQLite (the embedded default): the same upsert as multi-row VALUES.
+    return dict(_insert_batched(JobInstance, _JOB_COLUMNS, rows, on_conflict))
 
 
 def _upsert_jobs_copy(rows: list[tuple[object, ...]], table: str, cols: str, on_conflict: str) -> dict[str, int]:
@@ -265,20 +266,25 @@ def _upsert_jobs_copy(rows: list[tuple[object, ...]], table: str, cols: str, on_
     return pks
 
 
-def _upsert_jobs_values(rows: list[tuple[object, ...]], table: str, cols: str, on_conflict: str) -> dict[str, int]:
-    """SQLite (the embedded default): the same upsert as multi-row VALUES, in batches under SQLite's
-    limit on bound parameters."""
-    fields = [JobInstance._meta.get_field(c) for c in _JOB_COLUMNS]
-    batch = max(1, 30_000 // len(_JOB_COLUMNS))
-    row_sql = "(" + ", ".join(["%s"] * len(_JOB_COLUMNS)) + ")"
-    pks: dict[str, int] = {}
+def _insert_batched(model: type[Model], columns: tuple[str, ...], rows: list[tuple[object, ...]], tail: str) -> list[tuple[object, ...]]:
+    """Multi-row INSERT ... VALUES `tail` in batches under SQLite's limit on bound parameters; returns
+    what `tail` RETURNs. psycopg adapts the values itself; on SQLite they go through Django's conversions."""
+    table = model._meta.db_table
+    fields = [model._meta.get_field(c) for c in columns] if connection.vendor != "postgresql" else None
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    batch = max(1, 30_000 // len(columns))
+    returned: list[tuple[object, ...]] = []
     with connection.cursor() as cursor:
         for start in range(0, len(rows), batch):
             chunk = rows[start:start + batch]
-            params = [f.get_db_prep_save(v, connection) for row in chunk for f, v in zip(fields, row, strict=True)]
-            cursor.execute(f"INSERT INTO {table} ({cols}) VALUES {', '.join([row_sql] * len(chunk))} {on_conflict}", params)  # noqa: S608
-            pks.update(dict(cursor.fetchall()))
-    return pks
+            if fields is None:
+                params = [v for row in chunk for v in row]
+            else:
+                params = [f.get_db_prep_save(v, connection) for row in chunk for f, v in zip(fields, row, strict=True)]
+            cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(chunk))} {tail}", params)  # noqa: S608 (table name)
+            if cursor.description:
+                returned.extend(cursor.fetchall())
+    return returned
 
 
 def _apply_jobs(
@@ -375,19 +381,8 @@ def _upsert_streams(rows: list[tuple[object, ...]]) -> None:
     """Writes (hwa_id, *STREAM_FIELDS, updated_at) rows as multi-row INSERT ... ON CONFLICT: for a first
     load's 5,000 streams, bulk_create spent more on building model instances than the database on writing."""
     columns = ("hwa_id", *STREAM_FIELDS, "updated_at")
-    table = JobStream._meta.db_table
-    fields = [JobStream._meta.get_field(c) for c in columns]
-    prepare = connection.vendor != "postgresql"  # psycopg adapts these types itself; SQLite needs Django's conversions
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])
-    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    batch = max(1, 30_000 // len(columns))  # under SQLite's limit on bound parameters
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch):
-            chunk = rows[start:start + batch]
-            params = [f.get_db_prep_save(v, connection) for row in chunk for f, v in zip(fields, row, strict=True)] if prepare else [
-                v for row in chunk for v in row]
-            cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(chunk))} "  # noqa: S608 (table name)
-                           f"ON CONFLICT (hwa_id) DO UPDATE SET {updates}", params)
+    _insert_batched(JobStream, columns, rows, f"ON CONFLICT (hwa_id) DO UPDATE SET {updates}")
 
 
 def _publish_diff(state: PlanState, now: datetime, events: list[dict[str, object]], removed: list[str], *, force: bool = False,

@@ -440,8 +440,6 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         "LiteLLM": {"level": "WARNING"},
-        # "N of M channels over capacity": live frames dropped because a web process fell behind.
-        "channels_redis": {"level": "INFO"},
     },
 }
 

@@ -17,7 +17,6 @@ again. The receiver lives as long as the event loop (daphne has one per process)
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from typing import Any
@@ -66,8 +65,7 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
         self._receiver: asyncio.Task[None] | None = None
         self._idle_since: dict[str, float] = {}  # channels whose receive was cancelled, and when
         self._swept_at = 0.0
-        self._closed: collections.deque[str] = collections.deque(maxlen=CLOSED_CHANNELS_REMEMBERED)
-        self._closed_set: set[str] = set()
+        self._closed: dict[str, None] = {}  # gone channels, oldest first, at most CLOSED_CHANNELS_REMEMBERED
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:  # a named channel (a worker's): upstream's direct pop, nothing shared
@@ -86,7 +84,7 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
         if self._receiver is None:
             self._receiver = loop.create_task(self._receive_forever(real_channel), name="channel-layer-receiver")
         self._idle_since.pop(channel, None)
-        self._closed_set.discard(channel)
+        self._closed.pop(channel, None)
         try:
             item = await self.receive_buffer[channel].get()
         except asyncio.CancelledError:
@@ -108,10 +106,9 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
             if now - since >= GONE_AFTER_SECONDS:
                 del self._idle_since[channel]
                 self.receive_buffer.pop(channel, None)
-                if len(self._closed) == self._closed.maxlen:
-                    self._closed_set.discard(self._closed[0])
-                self._closed.append(channel)
-                self._closed_set.add(channel)
+                self._closed[channel] = None
+                if len(self._closed) > CLOSED_CHANNELS_REMEMBERED:
+                    del self._closed[next(iter(self._closed))]
 
     async def _receive_forever(self, real_channel: str) -> None:
         while True:
@@ -131,7 +128,7 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
                 self._swept_at = now
                 self._sweep_gone(now)
             for channel in channels if isinstance(channels, list) else [channels]:
-                if channel not in self._closed_set:
+                if channel not in self._closed:
                     self.receive_buffer[channel].put_nowait(message)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:

@@ -66,3 +66,25 @@ async def test_a_socket_that_falls_behind_loses_live_frames_loudly_not_silently(
         assert warnings == ["1 of 1 channels over capacity in group chat.c.slow: live frames dropped"]
     finally:
         await layer.flush()
+
+
+async def test_a_closed_socket_keeps_no_buffer_of_late_messages(monkeypatch: Any) -> None:
+    """A web process runs for weeks: frames for sockets long closed must not pile up in its memory."""
+    from resync_site.lib import channel_layer
+
+    monkeypatch.setattr(channel_layer, "GONE_AFTER_SECONDS", 0.2)
+    layer = _layer()
+    try:
+        gone, staying = await layer.new_channel(), await layer.new_channel()
+        receive = asyncio.create_task(layer.receive(gone))
+        await asyncio.sleep(0.1)
+        receive.cancel()  # the socket closes
+        await asyncio.sleep(0.3)
+        await layer.send(staying, {"type": "x", "n": 1})  # the receiver notices the closed one is gone
+        assert (await asyncio.wait_for(layer.receive(staying), 5))["n"] == 1
+        await layer.send(gone, {"type": "x", "n": 2})  # a late frame for the closed socket
+        await layer.send(staying, {"type": "x", "n": 3})
+        assert (await asyncio.wait_for(layer.receive(staying), 5))["n"] == 3
+        assert gone not in layer.receive_buffer
+    finally:
+        await layer.flush()
